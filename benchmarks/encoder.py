@@ -12,14 +12,14 @@ Cases, on synthetic chairs (B = 16 clouds):
     .venv/bin/python benchmarks/encoder.py --threads 1     # torch threads (default 2)
     .venv/bin/python benchmarks/encoder.py --device cuda
 
-Each case runs in a fresh process: two warm-up steps, then the median (and minimum) of `--repeats` timed steps.
+Each case runs in a fresh process: one warm-up step, then the median (and minimum) of `--repeats` timed steps.
 A step is `enc(points)` in training mode and `backward()` of a scalar loss on the keypoints and the latent. "cpu s"
 is the process CPU time per step (user + system, all threads); "extra MB" is the growth of the process's peak
 resident memory over the model and inputs (CPU), or the peak CUDA allocation minus the model and inputs (GPU).
 On a shared machine the wall times are inflated by other processes; the load average is printed with them.
 """
 from __future__ import annotations
-import argparse, dataclasses, multiprocessing as mp, os, resource, statistics, sys, time
+import argparse, dataclasses, multiprocessing as mp, os, queue, resource, statistics, sys, time
 
 import torch
 
@@ -45,7 +45,7 @@ def _case(spec: dict, q: mp.Queue):
 
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss # model and inputs built, no step run yet
     if dev.type == "cuda": torch.cuda.reset_peak_memory_stats(); base = torch.cuda.memory_allocated()
-    for _ in range(2): step()
+    step() # warm-up
     walls, cpus = [], []
     for _ in range(spec["repeats"]):
         t, c = time.perf_counter(), time.process_time()
@@ -57,22 +57,27 @@ def _case(spec: dict, q: mp.Queue):
                params=n_params, cfg=cfg))
 
 
-def run_case(spec: dict) -> dict:
+def run_case(spec: dict) -> dict | None:
+    "Run `_case` in a fresh process; None if that process died without a result."
     ctx = mp.get_context("spawn")
     q = ctx.Queue(); p = ctx.Process(target=_case, args=(spec, q)); p.start()
-    try: res = q.get(timeout=spec.get("timeout", 1800))
-    finally: p.join()
+    res = None
+    while res is None and (p.is_alive() or not q.empty()):
+        try: res = q.get(timeout=1.0)
+        except queue.Empty: pass
+    p.join()
+    if res is None: print(f"  case {spec} failed: its process exited with code {p.exitcode}", flush=True)
     return res
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="2 timed steps per case; skip the paper width on CPU")
-    ap.add_argument("--repeats", type=int, default=None, help="timed steps per case (default 5, 2 with --quick)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed steps per case (default 3, 2 with --quick)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     ap.add_argument("--device", choices=["cpu", "cuda", "all"], default="all", help="all = CPU, plus CUDA if available")
     a = ap.parse_args(argv)
-    reps = a.repeats or (2 if a.quick else 5)
+    reps = a.repeats or (2 if a.quick else 3)
     devices = ["cpu"] if a.device == "cpu" else ["cuda"] if a.device == "cuda" else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     if "cuda" in devices and not torch.cuda.is_available(): sys.exit("--device cuda: CUDA is not available")
 
@@ -80,6 +85,7 @@ def main(argv=None):
     def bench(label, device, preset_name, N, override=None, B=16):
         spec = dict(device=device, preset=preset_name, N=N, B=B, override=override or {}, repeats=reps, threads=a.threads)
         r = run_case(spec)
+        if r is None: return None
         c = r["cfg"]
         desc = f"C={c.C} depths={c.depths} patch={c.patch_size} grid={c.grid_size}"
         load = os.getloadavg()[0]
@@ -96,8 +102,10 @@ def main(argv=None):
         if dev == "cuda" or not a.quick: bench("paper preset widths", dev, "paper", 2048)
         target = bench("TARGET cpu preset", dev, "cpu", 1024)
         dense = bench("  same, dense attention (P = N)", dev, "cpu", 1024, dict(patch_size=1024))
-        print(f"  -> dense / patch attention time ratio: {dense['wall'] / target['wall']:.2f}"
-              + (f"; target {'met' if target['wall'] < 0.5 else 'NOT met'} (0.5 s)" if dev == "cpu" else ""))
+        if target and dense:
+            print(f"  -> dense / patch attention: {dense['wall'] / target['wall']:.2f}x the time, "
+                  f"{dense['extra_mb'] / max(target['extra_mb'], 1):.1f}x the extra memory"
+                  + (f"; target {'met' if target['wall'] < 0.5 else 'NOT met'} (0.5 s)" if dev == "cpu" else ""))
         for label, ov in [("  variant grid 0.08", dict(grid_size=0.08)),
                           ("  variant grid 0.08, patch 128", dict(grid_size=0.08, patch_size=128)),
                           ("  variant grid 0.08, C=24", dict(grid_size=0.08, C=24)),
