@@ -27,7 +27,7 @@ demo: venv
 
 ## The README's test command
 test: venv
-	$(BIN)/nbdev_test --n_workers 2 --do_print --timing && $(BIN)/pytest -q tests/
+	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --do_print --timing && $(BIN)/pytest -q tests/
 
 ## Regenerate README.md from nbs/index.ipynb
 readme: venv
@@ -36,6 +36,6 @@ readme: venv
 
 ## Docs smoke check without Quarto: process notebooks and render each to HTML
 docs: venv
-	rm -rf _proc && $(BIN)/nbdev_proc_nbs
+	rm -rf _proc && $(BIN)/python -c "import nbdev.quarto as q; q._ensure_quarto = lambda: None; q.nbdev_proc_nbs.__wrapped__()"
 	@for f in $$(find _proc -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*'); do \
 	  $(BIN)/jupyter nbconvert --to html --log-level=ERROR "$$f" || exit 1; done

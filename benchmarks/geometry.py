@@ -7,6 +7,9 @@ samples) and soft projection (K = 10 keypoints, forward + backward) at B = 16/32
     .venv/bin/python benchmarks/geometry.py --quick    # B = 16 x 2,048 only
     .venv/bin/python benchmarks/geometry.py --device cuda
 
+On a shared machine whose cores are busy, add `--threads 1`: torch's OpenMP threads stall when the cores are
+oversubscribed (the header prints the load average), which can slow the small per-step ops of the FPS loop 100x.
+
 Each case runs in a fresh process: one warm-up call, then the median of `--repeats` timed calls. "extra
 memory" is the growth of the process's peak resident memory over the inputs (CPU), or the peak CUDA allocation
 minus the inputs (GPU).
