@@ -4,7 +4,6 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-CATEGORIES := chair table airplane mug guitar knife
 DEMO := demo
 
 .PHONY: venv demo test readme docs clean-demo
@@ -18,12 +17,11 @@ $(VENV)/.installed: settings.ini setup.py
 
 venv: $(VENV)/.installed
 
-## The main job on the embedded data (offline)
+## The main job on the embedded data (offline): train on synthetic chairs, score, generate
 demo: venv
-	@for c in $(CATEGORIES); do \
-	  $(BIN)/kpd data synth --category $$c --n 200 --out $(DEMO)/data/$$c.h5 --gallery $(DEMO)/$$c.png --quiet || exit 1; \
-	  $(BIN)/kpd data info $(DEMO)/data/$$c.h5 || exit 1; \
-	done
+	$(BIN)/kpd train --category chair --preset cpu --out $(DEMO)/chair-cpu
+	$(BIN)/kpd eval $(DEMO)/chair-cpu
+	$(BIN)/kpd generate $(DEMO)/chair-cpu --n 16
 
 ## The README's test command
 test: venv
@@ -39,3 +37,6 @@ docs: venv
 	rm -rf _proc && $(BIN)/python -c "import nbdev.quarto as q; q._ensure_quarto = lambda: None; q.nbdev_proc_nbs.__wrapped__()"
 	@for f in $$(find _proc -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*'); do \
 	  $(BIN)/jupyter nbconvert --to html --log-level=ERROR "$$f" || exit 1; done
+
+clean-demo:
+	rm -rf $(DEMO)
